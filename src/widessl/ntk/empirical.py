@@ -1,0 +1,154 @@
+"""Empirical (finite-width) neural tangent kernel.
+
+Theta(a, a')_{kl} = <grad_theta f_k(a), grad_theta f_l(a')>, returned as a tensor
+[n1, n2, K, K]. :class:`~widessl.models.TwoLayerNet` gets the closed form of SPEC section 5
+(no Jacobian is ever formed); any other ``torch.nn.Module`` gets the generic torch.func path.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+
+from widessl._validation import as_inputs, check_positive_int
+from widessl.errors import ConfigError
+from widessl.models.two_layer import TwoLayerNet
+
+Tensor = torch.Tensor
+
+METHODS = ("auto", "closed_form", "jacobian")
+
+
+def _prepare(model: nn.Module, x1, x2):
+    p = next(model.parameters())
+    d = getattr(model, "d", None)
+    x1 = as_inputs("x1", x1, d, dtype=p.dtype, device=p.device)
+    x2 = x1 if x2 is None else as_inputs("x2", x2, d, dtype=p.dtype, device=p.device)
+    return x1, x2
+
+
+@torch.no_grad()
+def two_layer_ntk(model: TwoLayerNet, x1: Tensor, x2: Tensor, block_size: int = 1024) -> Tensor:
+    r"""Closed-form NTK of a two-layer net, [n1, n2, K, K]:
+
+    Theta_{kl}(a, a') = delta_kl (1/M) sum_m s(h_m) s(h'_m)
+                        + (sigma_w^2 a.a' + sigma_b^2 [bias]) (1/M) sum_m V_km V_lm s'(h_m) s'(h'_m).
+
+    The second term is one GEMM of [n1 K, M] by [M, n2 K]; rows of x1 are processed in
+    blocks of ``block_size`` to bound memory.
+    """
+    M, K = model.M, model.K
+    act = model.activation
+    H2 = model.preactivations(x2)
+    S2 = act.fn(H2)
+    A2 = (act.deriv(H2)[:, None, :] * model.V[None]).reshape(-1, M)  # [n2 K, M]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    out = torch.empty(n1, n2, K, K, dtype=x1.dtype, device=x1.device)
+    eye = torch.eye(K, dtype=x1.dtype, device=x1.device)
+    for start in range(0, n1, block_size):
+        xb = x1[start:start + block_size]
+        H1 = model.preactivations(xb)
+        nb = xb.shape[0]
+        Sig = act.fn(H1) @ S2.T / M  # [nb, n2]
+        G = model.sigma_w ** 2 * (xb @ x2.T)
+        if model.has_bias:
+            G = G + model.sigma_b ** 2
+        A1 = (act.deriv(H1)[:, None, :] * model.V[None]).reshape(-1, M)  # [nb K, M]
+        T = (A1 @ A2.T).reshape(nb, K, n2, K).permute(0, 2, 1, 3) / M
+        out[start:start + nb] = G[:, :, None, None] * T + Sig[:, :, None, None] * eye
+    return out
+
+
+def _flat_jacobian_fn(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], int]:
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    if not params:
+        raise ConfigError("the model has no trainable parameters, so its NTK is zero")
+
+    def f_single(p, x):
+        return functional_call(model, p, (x[None],))[0]
+
+    jac = vmap(jacrev(f_single), in_dims=(None, 0))
+
+    def flat(x: Tensor) -> Tensor:
+        J = jac(params, x)  # name -> [n, K, *shape]
+        return torch.cat([j.reshape(x.shape[0], j.shape[1], -1) for j in J.values()], dim=2)
+
+    return flat, sum(p.numel() for p in params.values())
+
+
+def jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor, block_size: int = 64) -> Tensor:
+    """Generic NTK of any module mapping [n, d] -> [n, K]: per-example Jacobians by
+    ``torch.func.vmap(jacrev)``, contracted over parameters. The Jacobians of x2 are kept
+    (n2 * K * P numbers); those of x1 are made ``block_size`` rows at a time."""
+    flat, _ = _flat_jacobian_fn(model)
+    J2 = [flat(x2[t:t + block_size]) for t in range(0, x2.shape[0], block_size)]
+    rows = []
+    for i, s in enumerate(range(0, x1.shape[0], block_size)):
+        J1 = J2[i] if x1 is x2 else flat(x1[s:s + block_size])
+        rows.append(torch.cat([torch.einsum("ikp,jlp->ijkl", J1, Jb) for Jb in J2], dim=1))
+    return torch.cat(rows, dim=0).detach()
+
+
+def empirical_ntk(
+    model: nn.Module,
+    x1,
+    x2=None,
+    *,
+    method: str = "auto",
+    block_size: int | None = None,
+) -> Tensor:
+    r"""Empirical NTK Theta(x1, x2) of ``model`` at its current parameters.
+
+    Parameters
+    ----------
+    model : a :class:`~widessl.models.TwoLayerNet` or any ``nn.Module`` mapping [n, d] -> [n, K].
+    x1 : inputs [n1, d]; x2 : inputs [n2, d] (default: x1).
+    method : 'auto' (closed form for TwoLayerNet, else 'jacobian'), 'closed_form' or 'jacobian'.
+    block_size : rows per block (bounds memory).
+
+    Returns
+    -------
+    Tensor [n1, n2, K, K] with Theta[i, j, k, l] = <grad f_k(x1_i), grad f_l(x2_j)>.
+
+    Example
+    -------
+    >>> import torch
+    >>> from widessl.models import TwoLayerNet
+    >>> from widessl.ntk import empirical_ntk
+    >>> net = TwoLayerNet(d=20, M=256, K=3, seed=0)
+    >>> x = torch.nn.functional.normalize(torch.randn(5, 20, dtype=torch.float64), dim=1)
+    >>> empirical_ntk(net, x).shape
+    torch.Size([5, 5, 3, 3])
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    x1, x2 = _prepare(model, x1, x2)
+    if method == "auto":
+        method = "closed_form" if isinstance(model, TwoLayerNet) else "jacobian"
+    if method == "closed_form":
+        if not isinstance(model, TwoLayerNet):
+            raise ConfigError(
+                f"method='closed_form' needs a TwoLayerNet, got {type(model).__name__}; use method='jacobian'"
+            )
+        return two_layer_ntk(model, x1, x2, check_positive_int("block_size", block_size or 1024))
+    return jacobian_ntk(model, x1, x2, check_positive_int("block_size", block_size or 64))
+
+
+def empirical_ntk_fn(model: nn.Module, **kwargs) -> Callable[..., Tensor]:
+    """neural-tangents-style: return ``ntk(x1, x2=None)`` bound to ``model`` and options."""
+
+    def ntk(x1, x2=None):
+        return empirical_ntk(model, x1, x2, **kwargs)
+
+    return ntk
+
+
+def ntk_trace(theta: Tensor) -> Tensor:
+    """Trace over the output axes, [n1, n2, K, K] -> [n1, n2], divided by K (the scalar
+    kernel when Theta = Theta_s (x) I_K)."""
+    return torch.diagonal(theta, dim1=2, dim2=3).sum(-1) / theta.shape[-1]
+
+

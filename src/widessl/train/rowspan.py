@@ -1,0 +1,66 @@
+"""First-layer weights of a two-layer net under full-batch gradient descent on fixed inputs.
+
+Under gradient descent dL/dW = sigma_w (dL/dH)^T Z, so every update lies in the row span of
+the 2N training inputs Z and W_t = W_0 + U_t Z exactly (SPEC section 7, implementation note).
+Keeping H_0 = Z W_0^T and the Gram matrix Z Z^T makes a step cost O((2N)^2 M) instead of
+O(2N d M). When 2N >= d the plain dense update is cheaper and is used instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class FirstLayer:
+    """W = W_0 + Delta, with Delta = U Z (row-span form) or stored densely."""
+
+    def __init__(self, W0: Tensor, Z: Tensor, rowspan: bool | None = None):
+        # A copy, not a view: callers write the trained weights back into the module's W
+        # (write_back), which must not move the reference point W_0.
+        self.W0 = W0.detach().clone()
+        self.Z = Z
+        self.rowspan = (Z.shape[0] < W0.shape[1]) if rowspan is None else bool(rowspan)
+        if self.rowspan:
+            self.ZW0 = Z @ self.W0.T           # [2N, M]
+            self.gram = Z @ Z.T                # [2N, 2N]
+            self.U = torch.zeros(W0.shape[0], Z.shape[0], dtype=W0.dtype, device=W0.device)
+        else:
+            self.W = self.W0.clone()
+
+    def train_product(self) -> Tensor:
+        """Z W^T, [2N, M]."""
+        if self.rowspan:
+            return torch.addmm(self.ZW0, self.gram, self.U.T)
+        return self.Z @ self.W.T
+
+    def delta_train_product(self) -> Tensor:
+        """Z Delta^T, [2N, M] (the first-layer part of the linearized model)."""
+        if self.rowspan:
+            return self.gram @ self.U.T
+        return self.Z @ (self.W - self.W0).T
+
+    def delta_product(self, x: Tensor) -> Tensor:
+        """x Delta^T for new inputs x [n, d]."""
+        if self.rowspan:
+            return (x @ self.Z.T) @ self.U.T
+        return x @ (self.W - self.W0).T
+
+    def step(self, dH: Tensor, scale: float) -> None:
+        """W <- W - scale * dH^T Z, for dH [2N, M] the gradient w.r.t. Z W^T."""
+        if self.rowspan:
+            self.U.sub_(dH.T, alpha=scale)
+        else:
+            self.W.sub_(dH.T @ self.Z, alpha=scale)
+
+    def weight(self) -> Tensor:
+        if self.rowspan:
+            return torch.addmm(self.W0, self.U, self.Z)
+        return self.W.clone()
+
+    def delta_sqnorm(self) -> float:
+        """||W - W_0||_F^2 = tr(U Z Z^T U^T) in row-span form."""
+        if self.rowspan:
+            return float(((self.U @ self.gram) * self.U).sum())
+        return float(((self.W - self.W0) ** 2).sum())
