@@ -8,21 +8,14 @@ import sys
 from widessl.errors import WidesslError
 
 
-def _add_train_parser(sub) -> None:
-    from widessl.cli.train import add_arguments
-
-    p = sub.add_parser(
-        "train",
-        help="train one network under Barlow Twins and compare it with its kernel models",
-        description="Train a network in the NTK parameterization with full-batch gradient descent on "
-        "the Barlow Twins loss of N positive pairs, then report the NTK change, the weight change and "
-        "the distance to the kernel models (Theta_0 and Theta_inf) trained for the same epochs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_arguments(p)
+# Each subcommand lives in its own module exposing HELP, DESCRIPTION and add_arguments(parser);
+# add_arguments sets ``func`` (called with the parsed args, returns the exit code).
+SUBCOMMANDS = ("train", "reproduce", "theory")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
     from widessl import __version__
 
     parser = argparse.ArgumentParser(
@@ -31,7 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"widessl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_train_parser(sub)
+    for name in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(f"widessl.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet in this checkout
+            if exc.name != f"widessl.cli.{name}":
+                raise
+            continue
+        p = sub.add_parser(name, help=mod.HELP, description=mod.DESCRIPTION,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
     return parser
 
 

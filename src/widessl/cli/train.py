@@ -11,6 +11,13 @@ from widessl.models.activations import ACTIVATIONS
 
 _D = RunConfig()
 
+HELP = "train one network under Barlow Twins and compare it with its kernel models"
+DESCRIPTION = (
+    "Train a network in the NTK parameterization with full-batch gradient descent on the Barlow Twins "
+    "loss of N positive pairs, then report the NTK change, the weight change and the distance to the "
+    "kernel models (Theta_0 and Theta_inf) trained for the same epochs."
+)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")

@@ -14,6 +14,7 @@ independent reference and fallback.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -161,6 +162,14 @@ def gaussian_expectations(act: Activation, q1: Tensor, q2: Tensor, c: Tensor, or
         series = _series_expectations(act, q1, q2, c)
         if series is not None:
             return series
+        warnings.warn(
+            f"the Hermite series for {act.name} did not converge for these input variances "
+            f"(max q = {float(torch.max(torch.cat([q1, q2]))):.3g}); using 2-D quadrature with "
+            f"{order} nodes per axis, whose accuracy falls for large q: raise quadrature_order "
+            "or scale the inputs to unit norm",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     x, w = _hermite_nodes(order)
     x = torch.as_tensor(x, dtype=c.dtype, device=c.device)
     w = torch.as_tensor(w, dtype=c.dtype, device=c.device)
