@@ -409,3 +409,28 @@ def test_model_ntk_change_blocked_equals_full(unit_inputs, deep):
     op = ntk_change(empirical_ntk(net0, x), empirical_ntk(net1, x), ord="op")
     assert model_ntk_change(net0, net1, x, ord="op") == pytest.approx(op, rel=1e-12)
     assert model_ntk_change(net0, net0, x, block_size=3) == 0.0
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_deep_closed_form_equals_explicit_jacobian(unit_inputs, activation, depth, bias):
+    # The layer-wise closed form (widessl.ntk.deep) against Jacobians from autograd:
+    # the same sums in a different order, so agreement to rounding (~1e-15 relative).
+    net = DeepNet(6, 10, 3, depth=depth, activation=activation, bias=bias, sigma_w=1.2, sigma_b=0.5, seed=3)
+    x1, x2 = unit_inputs(4, 6, seed=11), unit_inputs(3, 6, seed=12)
+    ref = explicit_ntk(net, x1, x2)
+    assert rel_err(empirical_ntk(net, x1, x2, method="closed_form", block_size=3), ref) < 1e-10
+    assert rel_err(empirical_ntk(net, x1, x2, method="jacobian"), ref) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "softplus"])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_series_equals_quadrature(unit_inputs, name, depth):
+    # Two independent evaluations of the same Gaussian integrals: the Hermite series
+    # (certified truncation, tail < 1e-13) and high-order 2-D quadrature (order 160:
+    # converged to ~1e-13 for tanh, see test_tanh_quadrature_converges).
+    x = unit_inputs(6, 8, seed=9)
+    a = analytic_ntk(x, activation=name, depth=depth, method="series")
+    b = analytic_ntk(x, activation=name, depth=depth, method="quadrature", quadrature_order=160)
+    assert rel_err(a, b) < 1e-11

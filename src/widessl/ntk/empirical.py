@@ -1,8 +1,9 @@
 """Empirical (finite-width) neural tangent kernel.
 
 Theta(a, a')_{kl} = <grad_theta f_k(a), grad_theta f_l(a')>, returned as a tensor
-[n1, n2, K, K]. :class:`~widessl.models.TwoLayerNet` gets the closed form of SPEC section 5
-(no Jacobian is ever formed); any other ``torch.nn.Module`` gets the generic torch.func path.
+[n1, n2, K, K]. :class:`~widessl.models.TwoLayerNet` gets the closed form of SPEC section 5 and
+:class:`~widessl.models.DeepNet` its layer-wise closed form (no Jacobian is ever formed); any
+other ``torch.nn.Module`` gets the generic torch.func path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from torch.func import functional_call, jacrev, vmap
 
 from widessl._validation import as_inputs, check_positive_int
 from widessl.errors import ConfigError
+from widessl.models.deep import DeepNet
 from widessl.models.two_layer import TwoLayerNet
+from widessl.ntk.deep import deep_ntk
 
 Tensor = torch.Tensor
 
@@ -106,7 +109,8 @@ def empirical_ntk(
     ----------
     model : a :class:`~widessl.models.TwoLayerNet` or any ``nn.Module`` mapping [n, d] -> [n, K].
     x1 : inputs [n1, d]; x2 : inputs [n2, d] (default: x1).
-    method : 'auto' (closed form for TwoLayerNet, else 'jacobian'), 'closed_form' or 'jacobian'.
+    method : 'auto' (closed form for TwoLayerNet and DeepNet, else 'jacobian'), 'closed_form'
+        or 'jacobian'.
     block_size : rows per block (bounds memory).
 
     Returns
@@ -127,13 +131,15 @@ def empirical_ntk(
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     x1, x2 = _prepare(model, x1, x2)
     if method == "auto":
-        method = "closed_form" if isinstance(model, TwoLayerNet) else "jacobian"
+        method = "closed_form" if isinstance(model, (TwoLayerNet, DeepNet)) else "jacobian"
     if method == "closed_form":
-        if not isinstance(model, TwoLayerNet):
-            raise ConfigError(
-                f"method='closed_form' needs a TwoLayerNet, got {type(model).__name__}; use method='jacobian'"
-            )
-        return two_layer_ntk(model, x1, x2, check_positive_int("block_size", block_size or 1024))
+        if isinstance(model, TwoLayerNet):
+            return two_layer_ntk(model, x1, x2, check_positive_int("block_size", block_size or 1024))
+        if isinstance(model, DeepNet):
+            return deep_ntk(model, x1, x2, check_positive_int("block_size", block_size or 256))
+        raise ConfigError(
+            f"method='closed_form' needs a TwoLayerNet or DeepNet, got {type(model).__name__}; use method='jacobian'"
+        )
     return jacobian_ntk(model, x1, x2, check_positive_int("block_size", block_size or 64))
 
 
