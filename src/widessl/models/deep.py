@@ -8,15 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from widessl._validation import (
-    check_positive_float,
-    check_positive_int,
-    resolve_device,
-    resolve_dtype,
-)
+from widessl._validation import check_positive_int
 from widessl.errors import ConfigError
-from widessl.models.activations import Activation, get_activation
-from widessl.models.two_layer import _generator, _randn, as_weight
+from widessl.models.activations import Activation
+from widessl.models.two_layer import _randn, as_weight, init_hyperparameters
 
 Tensor = torch.Tensor
 
@@ -57,17 +52,8 @@ class DeepNet(nn.Module):
         device: Any = None,
     ):
         super().__init__()
-        self.d = check_positive_int("d", d)
-        self.M = check_positive_int("M (width)", M)
-        self.K = check_positive_int("K (outputs)", K)
+        dtype, device, gen = init_hyperparameters(self, d, M, K, activation, bias, sigma_w, sigma_b, seed, dtype, device)
         self.depth = check_positive_int("depth (hidden layers)", depth)
-        self.activation = get_activation(activation)
-        self.sigma_w = check_positive_float("sigma_w", sigma_w)
-        self.sigma_b = check_positive_float("sigma_b", sigma_b)
-        self.has_bias = bool(bias)
-        dtype = resolve_dtype(dtype)
-        device = resolve_device(device)
-        gen = _generator(seed, device)
         # Same draw order as TwoLayerNet for depth=1 (W, then V, then b) so the two agree.
         shapes = [(self.M, self.d)] + [(self.M, self.M)] * (self.depth - 1)
         self.Ws = nn.ParameterList([nn.Parameter(_randn(s, gen, dtype, device)) for s in shapes])

@@ -34,6 +34,20 @@ def _randn(shape, gen, dtype, device) -> Tensor:
     return torch.randn(*shape, generator=gen, dtype=dtype, device="cpu").to(device)
 
 
+def init_hyperparameters(net: nn.Module, d, M, K, activation, bias, sigma_w, sigma_b, seed, dtype, device):
+    """Validate and store the hyperparameters both network classes share; return
+    (dtype, device, generator) for drawing the weights."""
+    net.d = check_positive_int("d", d)
+    net.M = check_positive_int("M (width)", M)
+    net.K = check_positive_int("K (outputs)", K)
+    net.activation = get_activation(activation)
+    net.sigma_w = check_positive_float("sigma_w", sigma_w)
+    net.sigma_b = check_positive_float("sigma_b", sigma_b)
+    net.has_bias = bool(bias)
+    device = resolve_device(device)
+    return resolve_dtype(dtype), device, _generator(seed, device)
+
+
 def as_weight(name: str, value: Any, shape: tuple[int, ...], like: Tensor) -> Tensor:
     """Convert an array to a tensor of ``like``'s dtype/device, checking shape and finiteness."""
     t = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value)
@@ -85,16 +99,7 @@ class TwoLayerNet(nn.Module):
         device: Any = None,
     ):
         super().__init__()
-        self.d = check_positive_int("d", d)
-        self.M = check_positive_int("M (width)", M)
-        self.K = check_positive_int("K (outputs)", K)
-        self.activation = get_activation(activation)
-        self.sigma_w = check_positive_float("sigma_w", sigma_w)
-        self.sigma_b = check_positive_float("sigma_b", sigma_b)
-        self.has_bias = bool(bias)
-        dtype = resolve_dtype(dtype)
-        device = resolve_device(device)
-        gen = _generator(seed, device)
+        dtype, device, gen = init_hyperparameters(self, d, M, K, activation, bias, sigma_w, sigma_b, seed, dtype, device)
         self.W = nn.Parameter(_randn((self.M, self.d), gen, dtype, device))
         self.V = nn.Parameter(_randn((self.K, self.M), gen, dtype, device))
         if self.has_bias:
