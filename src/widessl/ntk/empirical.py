@@ -8,6 +8,7 @@ other ``torch.nn.Module`` gets the generic torch.func path.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -19,10 +20,11 @@ from widessl.errors import ConfigError
 from widessl.models.deep import DeepNet
 from widessl.models.two_layer import TwoLayerNet
 from widessl.ntk.deep import deep_ntk
+from widessl.ntk.generic import structured_ntk
 
 Tensor = torch.Tensor
 
-METHODS = ("auto", "closed_form", "jacobian")
+METHODS = ("auto", "closed_form", "structured", "jacobian")
 
 
 def _prepare(model: nn.Module, x1, x2):
@@ -41,28 +43,42 @@ def two_layer_ntk(model: TwoLayerNet, x1: Tensor, x2: Tensor, block_size: int = 
                         + (sigma_w^2 a.a' + sigma_b^2 [bias]) (1/M) sum_m V_km V_lm s'(h_m) s'(h'_m).
 
     The second term is one GEMM of [n1 K, M] by [M, n2 K]; rows of x1 are processed in
-    blocks of ``block_size`` to bound memory.
+    blocks of ``block_size`` to bound memory. Each block is written straight into the
+    output (one strided pass after the GEMM); with ``x1 is x2`` the features are made once.
     """
     M, K = model.M, model.K
-    act = model.activation
-    H2 = model.preactivations(x2)
-    S2 = act.fn(H2)
-    A2 = (act.deriv(H2)[:, None, :] * model.V[None]).reshape(-1, M)  # [n2 K, M]
     n1, n2 = x1.shape[0], x2.shape[0]
+    S2, A2 = _two_layer_features(model, x2)
+    same = x1 is x2
     out = torch.empty(n1, n2, K, K, dtype=x1.dtype, device=x1.device)
-    eye = torch.eye(K, dtype=x1.dtype, device=x1.device)
     for start in range(0, n1, block_size):
         xb = x1[start:start + block_size]
-        H1 = model.preactivations(xb)
         nb = xb.shape[0]
-        Sig = act.fn(H1) @ S2.T / M  # [nb, n2]
-        G = model.sigma_w ** 2 * (xb @ x2.T)
+        if same:
+            S1, A1 = S2[start:start + nb], A2[start * K:(start + nb) * K]
+        else:
+            S1, A1 = _two_layer_features(model, xb)
+        Sig = S1 @ S2.T  # [nb, n2], 1/M folded into A and S
+        G = torch.mm(xb, x2.T)
+        if model.sigma_w != 1.0:
+            G.mul_(model.sigma_w ** 2)
         if model.has_bias:
-            G = G + model.sigma_b ** 2
-        A1 = (act.deriv(H1)[:, None, :] * model.V[None]).reshape(-1, M)  # [nb K, M]
-        T = (A1 @ A2.T).reshape(nb, K, n2, K).permute(0, 2, 1, 3) / M
-        out[start:start + nb] = G[:, :, None, None] * T + Sig[:, :, None, None] * eye
+            G.add_(model.sigma_b ** 2)
+        T = (A1 @ A2.T).view(nb, K, n2, K).permute(0, 2, 1, 3)
+        blk = out[start:start + nb]
+        torch.mul(T, G[:, :, None, None], out=blk)
+        blk.diagonal(dim1=2, dim2=3).add_(Sig[:, :, None])
     return out
+
+
+def _two_layer_features(model: TwoLayerNet, x: Tensor) -> tuple[Tensor, Tensor]:
+    """s(h) / sqrt(M) [n, M] and the rows V_k s'(h) / sqrt(M), [n K, M] (row (i, k))."""
+    act = model.activation
+    H = model.preactivations(x)
+    scale = 1.0 / math.sqrt(model.M)
+    S = act.fn(H) * scale
+    A = ((act.deriv(H) * scale)[:, None, :] * model.V[None]).reshape(-1, model.M)
+    return S, A
 
 
 def _flat_jacobian_fn(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], int]:
@@ -109,8 +125,11 @@ def empirical_ntk(
     ----------
     model : a :class:`~widessl.models.TwoLayerNet` or any ``nn.Module`` mapping [n, d] -> [n, K].
     x1 : inputs [n1, d]; x2 : inputs [n2, d] (default: x1).
-    method : 'auto' (closed form for TwoLayerNet and DeepNet, else 'jacobian'), 'closed_form'
-        or 'jacobian'.
+    method : 'auto' (closed form for TwoLayerNet and DeepNet, else 'structured', or 'jacobian'
+        for a module with batch statistics or dropout active in training mode), 'closed_form',
+        'structured' (any module: per-layer Grams for its nn.Linear layers, Jacobians for the
+        rest; exact, see :mod:`widessl.ntk.generic`) or 'jacobian' (torch.func vmap(jacrev)
+        and a contraction over parameters).
     block_size : rows per block (bounds memory).
 
     Returns
@@ -131,7 +150,10 @@ def empirical_ntk(
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     x1, x2 = _prepare(model, x1, x2)
     if method == "auto":
-        method = "closed_form" if isinstance(model, (TwoLayerNet, DeepNet)) else "jacobian"
+        if isinstance(model, (TwoLayerNet, DeepNet)):
+            method = "closed_form"
+        else:
+            method = "jacobian" if _batch_dependent(model) else "structured"
     if method == "closed_form":
         if isinstance(model, TwoLayerNet):
             return two_layer_ntk(model, x1, x2, check_positive_int("block_size", block_size or 1024))
@@ -140,7 +162,16 @@ def empirical_ntk(
         raise ConfigError(
             f"method='closed_form' needs a TwoLayerNet or DeepNet, got {type(model).__name__}; use method='jacobian'"
         )
+    if method == "structured":
+        return structured_ntk(model, x1, x2, check_positive_int("block_size", block_size or 256))
     return jacobian_ntk(model, x1, x2, check_positive_int("block_size", block_size or 64))
+
+
+def _batch_dependent(model: nn.Module) -> bool:
+    """Modules whose training-mode forward mixes examples or is random (BatchNorm-style
+    statistics, dropout): no per-example kernel; left to the Jacobian path, which says so."""
+    kinds = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+    return any(m.training and isinstance(m, kinds) for m in model.modules())
 
 
 def empirical_ntk_fn(model: nn.Module, **kwargs) -> Callable[..., Tensor]:
