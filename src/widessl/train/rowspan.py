@@ -52,7 +52,7 @@ class FirstLayer:
         if self.rowspan:
             self.U.sub_(dH.T, alpha=scale)
         else:
-            self.W.sub_(dH.T @ self.Z, alpha=scale)
+            self.W.addmm_(dH.T, self.Z, alpha=-scale)  # fused: no [M, d] temporary
 
     def weight(self) -> Tensor:
         if self.rowspan:
