@@ -69,7 +69,13 @@ class KernelModel:
             raise ConfigError("path='kronecker' needs a scalar kernel [2N, 2N]")
         if path == "dense" and theta.ndim == 2:
             eye = torch.eye(K, dtype=theta.dtype, device=theta.device)
-            theta = theta[:, :, None, None] * eye
+            # Theta_s (x) I_K built straight in the (2N K) x (2N K) layout, one allocation
+            theta = torch.kron(theta, eye).view(n, K, n, K).permute(0, 2, 1, 3)
+        if theta.ndim == 4:
+            # Keep the (2N K) x (2N K) matrix contiguous, once, and hold theta as a view of it:
+            # apply_kernel's permute + reshape is then free instead of a copy every step.
+            mat = theta.permute(0, 2, 1, 3).reshape(n * K, n * K)
+            theta = mat.view(n, K, n, K).permute(0, 2, 1, 3)
         self.theta = theta
         self.F0 = F0.detach().clone()
         self.F = self.F0.clone()
