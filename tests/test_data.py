@@ -379,3 +379,30 @@ def test_tensors(embedded):
     assert p.tensors(dtype=torch.float32)["A"].dtype == torch.float32
     with pytest.raises(ConfigError, match="floating torch dtype"):
         p.tensors(dtype=torch.int64)
+
+
+def test_embedded_cache_is_written_and_rebuilt_when_corrupt(tmp_path, monkeypatch):
+    from widessl.data import sources
+
+    monkeypatch.setenv("WIDESSL_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(5000, 784)).astype(np.float64)
+    y = rng.integers(0, 10, size=5000)
+    calls = []
+
+    def fake():
+        calls.append(1)
+        return X, y
+
+    X1, y1 = sources._cached_mnist_data(fake)
+    np.testing.assert_array_equal(X1, X)
+    path = sources._cache_path()
+    assert path.exists() and len(calls) == 1
+    X2, y2 = sources._cached_mnist_data(fake)  # served from the cache
+    assert len(calls) == 1
+    np.testing.assert_array_equal(X2, X)
+    np.testing.assert_array_equal(y2, y)
+    path.write_bytes(b"not an npz")  # a corrupt cache is rebuilt, not trusted
+    X3, _ = sources._cached_mnist_data(fake)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(X3, X)

