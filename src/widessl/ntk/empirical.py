@@ -17,6 +17,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from widessl._validation import as_inputs, check_positive_int
 from widessl.errors import ConfigError
+from widessl.models.activations import get_activation
 from widessl.models.deep import DeepNet
 from widessl.models.two_layer import TwoLayerNet
 from widessl.ntk.deep import deep_ntk
@@ -58,7 +59,7 @@ def two_layer_ntk(model: TwoLayerNet, x1: Tensor, x2: Tensor, block_size: int = 
             S1, A1 = S2[start:start + nb], A2[start * K:(start + nb) * K]
         else:
             S1, A1 = _two_layer_features(model, xb)
-        Sig = S1 @ S2.T  # [nb, n2], 1/M folded into A and S
+        Sig = S1 @ S2.T  # [nb, n2]; its 1/M is applied in the diagonal add below
         G = torch.mm(xb, x2.T)
         if model.sigma_w != 1.0:
             G.mul_(model.sigma_w ** 2)
@@ -67,17 +68,45 @@ def two_layer_ntk(model: TwoLayerNet, x1: Tensor, x2: Tensor, block_size: int = 
         T = (A1 @ A2.T).view(nb, K, n2, K).permute(0, 2, 1, 3)
         blk = out[start:start + nb]
         torch.mul(T, G[:, :, None, None], out=blk)
-        blk.diagonal(dim1=2, dim2=3).add_(Sig[:, :, None])
+        blk.diagonal(dim1=2, dim2=3).add_(Sig[:, :, None], alpha=1.0 / M)
     return out
 
 
+def act_and_deriv(activation, H: Tensor, *, inplace: bool = False) -> tuple[Tensor, Tensor]:
+    """(s(H), s'(H)) with as few passes as possible: for the built-in tanh, sigmoid, relu and
+    linear, s' is formed from s (the same numbers as ``activation.deriv``: 1 - tanh^2 from the
+    same tanh, and so on) instead of evaluating the activation twice. ``inplace=True`` lets
+    s(H) overwrite H."""
+    name = activation.name
+    builtin = name in _FROM_OUTPUT and activation is get_activation(name)
+    if not builtin:
+        return activation.fn(H), activation.deriv(H)
+    if name == "tanh":
+        S = H.tanh_() if inplace else torch.tanh(H)
+        return S, 1.0 - S * S
+    if name == "sigmoid":
+        S = H.sigmoid_() if inplace else torch.sigmoid(H)
+        return S, S * (1.0 - S)
+    if name == "relu":
+        S = H.relu_() if inplace else torch.relu(H)
+        return S, (S > 0).to(S.dtype)
+    return H, torch.ones_like(H)  # linear
+
+
+_FROM_OUTPUT = ("tanh", "sigmoid", "relu", "linear")
+
+
 def _two_layer_features(model: TwoLayerNet, x: Tensor) -> tuple[Tensor, Tensor]:
-    """s(h) / sqrt(M) [n, M] and the rows V_k s'(h) / sqrt(M), [n K, M] (row (i, k))."""
-    act = model.activation
-    H = model.preactivations(x)
-    scale = 1.0 / math.sqrt(model.M)
-    S = act.fn(H) * scale
-    A = ((act.deriv(H) * scale)[:, None, :] * model.V[None]).reshape(-1, model.M)
+    """s(h) [n, M] and the rows V_k s'(h) / sqrt(M), [n K, M] (row (i, k)).
+    The 1/M of the s s' Gram is left to the caller."""
+    H = torch.mm(x, model.W.T)  # = model.preactivations(x), with fewer passes
+    if model.sigma_w != 1.0:
+        H.mul_(model.sigma_w)
+    if model.has_bias:
+        H.add_(model.b, alpha=model.sigma_b)
+    S, D = act_and_deriv(model.activation, H, inplace=True)
+    Vs = model.V * (1.0 / math.sqrt(model.M))
+    A = (D[:, None, :] * Vs[None]).reshape(-1, model.M)
     return S, A
 
 

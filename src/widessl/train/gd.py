@@ -19,8 +19,8 @@ from torch import nn
 from widessl._validation import as_inputs, check_positive_float, check_positive_int
 from widessl.errors import ConfigError, DataError
 from widessl.losses import BarlowTwinsLoss, CrossCorrelationLoss
-from widessl.models.activations import get_activation
 from widessl.models.two_layer import TwoLayerNet
+from widessl.ntk.empirical import act_and_deriv
 from widessl.train.convergence import ConvergenceRule, descend
 from widessl.train.rowspan import FirstLayer
 
@@ -60,34 +60,6 @@ class TrainResult:
         return self.losses[-1]
 
 
-def _tanh_deriv_from_output(S: Tensor) -> Tensor:
-    D = torch.mul(S, S)
-    return D.neg_().add_(1.0)  # 1 - tanh(h)^2, the same numbers as Activation.deriv
-
-
-def _sigmoid_deriv_from_output(S: Tensor) -> Tensor:
-    return torch.neg(S).add_(1.0).mul_(S)  # sg * (1 - sg)
-
-
-# s' as a function of s = s(h), for the built-in activations where that is exact.
-_DERIV_FROM_OUTPUT = {
-    "tanh": _tanh_deriv_from_output,
-    "sigmoid": _sigmoid_deriv_from_output,
-    "relu": lambda S: (S > 0).to(S.dtype),
-    "linear": lambda S: torch.ones_like(S),
-}
-
-
-def _apply_inplace(name: str, H: Tensor) -> Tensor:
-    if name == "tanh":
-        return H.tanh_()
-    if name == "sigmoid":
-        return H.sigmoid_()
-    if name == "relu":
-        return H.relu_()
-    return H  # linear
-
-
 class _StructuredTwoLayer:
     """Full-batch GD for TwoLayerNet with hand-derived gradients:
     F = s(H) V^T / sqrt(M), H = sigma_w Z W^T + sigma_b b,
@@ -113,21 +85,12 @@ class _StructuredTwoLayer:
             H.mul_(m.sigma_w)
         if self.b is not None:
             H.add_(self.b, alpha=m.sigma_b)
-        from_output = _DERIV_FROM_OUTPUT.get(m.activation.name) if m.activation is get_activation(
-            m.activation.name) else None
-        if from_output is not None:
-            S = _apply_inplace(m.activation.name, H)
-        else:
-            S = m.activation.fn(H)
+        S, D = act_and_deriv(m.activation, H, inplace=True)
         F = S @ self.V.T / self.sqrtM
         value, dFa, dFb = self.loss.value_and_grad(F[: self.N], F[self.N:])
         G = torch.cat([dFa, dFb]).div_(self.sqrtM)
         dV = G.T @ S
-        dH = G @ self.V  # [2N, M]
-        if from_output is not None:
-            dH.mul_(from_output(S))
-        else:
-            dH.mul_(m.activation.deriv(H))
+        dH = torch.mm(G, self.V).mul_(D)  # [2N, M]
         return float(value), (dV, dH)
 
     def step(self, grads, lr: float) -> None:
