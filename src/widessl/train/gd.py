@@ -19,8 +19,8 @@ from torch import nn
 from widessl._validation import as_inputs, check_positive_float, check_positive_int
 from widessl.errors import ConfigError, DataError
 from widessl.losses import BarlowTwinsLoss, CrossCorrelationLoss
+from widessl.models.activations import get_activation
 from widessl.models.two_layer import TwoLayerNet
-from widessl.ntk.empirical import act_and_deriv
 from widessl.train.convergence import ConvergenceRule, descend
 from widessl.train.rowspan import FirstLayer
 
@@ -60,6 +60,22 @@ class TrainResult:
         return self.losses[-1]
 
 
+# In-place forward and the fused backward of autograd itself (grad * s'(h) from s = s(h), one
+# pass, the same numbers as autograd) for the built-in activations where s' is a function of s.
+_FUSED_FORWARD = {
+    "tanh": torch.Tensor.tanh_,
+    "sigmoid": torch.Tensor.sigmoid_,
+    "relu": torch.Tensor.relu_,
+    "linear": lambda H: H,
+}
+_FUSED_BACKWARD = {
+    "tanh": lambda g, s: torch.ops.aten.tanh_backward.grad_input(g, s, grad_input=g),
+    "sigmoid": lambda g, s: torch.ops.aten.sigmoid_backward.grad_input(g, s, grad_input=g),
+    "relu": lambda g, s: g.masked_fill_(s <= 0, 0.0),
+    "linear": lambda g, s: g,
+}
+
+
 class _StructuredTwoLayer:
     """Full-batch GD for TwoLayerNet with hand-derived gradients:
     F = s(H) V^T / sqrt(M), H = sigma_w Z W^T + sigma_b b,
@@ -77,20 +93,29 @@ class _StructuredTwoLayer:
     def value_and_grad(self):
         # The same products as autograd takes, with the temporaries cut: the activation is
         # applied in place and, where s' is a function of s (tanh, sigmoid, relu, linear),
-        # the derivative is formed from s instead of evaluating the activation twice;
-        # 1/sqrt(M) is folded into the [2N, K] gradient G.
+        # dL/dH is formed from s by autograd's own fused backward op (one pass, no second
+        # activation); 1/sqrt(M) is folded into the [2N, K] gradient G.
         m = self.model
         H = self.first.train_product()  # a fresh [2N, M] tensor, ours to overwrite
         if m.sigma_w != 1.0:
             H.mul_(m.sigma_w)
         if self.b is not None:
             H.add_(self.b, alpha=m.sigma_b)
-        S, D = act_and_deriv(m.activation, H, inplace=True)
+        name = m.activation.name
+        fused = name in _FUSED_BACKWARD and m.activation is get_activation(name)
+        if fused:
+            S, D = _FUSED_FORWARD[name](H), None  # in place: H becomes s(H)
+        else:
+            S, D = m.activation.fn(H), m.activation.deriv(H)
         F = S @ self.V.T / self.sqrtM
         value, dFa, dFb = self.loss.value_and_grad(F[: self.N], F[self.N:])
         G = torch.cat([dFa, dFb]).div_(self.sqrtM)
         dV = G.T @ S
-        dH = torch.mm(G, self.V).mul_(D)  # [2N, M]
+        dH = torch.mm(G, self.V)  # dL/ds, [2N, M]
+        if fused:
+            _FUSED_BACKWARD[name](dH, S)  # dH <- dH * s'(h) from s, one pass, as autograd does
+        else:
+            dH.mul_(D)
         return float(value), (dV, dH)
 
     def step(self, grads, lr: float) -> None:
