@@ -89,7 +89,12 @@ def run_command(args: argparse.Namespace) -> int:
             run_sweep(experiments, args.out, progress=not args.quiet, threads=args.threads or None, log=say,
                       state=state)
         except KeyboardInterrupt as exc:
-            done, planned = state.get("done", 0), state.get("planned", 0)
+            from widessl.experiments.sweep import plan
+
+            # Count from the store itself: the interrupt may land between a write and any bookkeeping.
+            on_disk = load_records(args.out)
+            runs = plan(experiments)
+            done, planned = sum(1 for r in runs if r.config_hash in on_disk), len(runs)
             print(f"widessl reproduce: interrupted; {done} of {planned} runs finished and saved in "
                   f"{args.out}/runs.jsonl; rerun the same command to resume", file=sys.stderr)
             return 143 if isinstance(exc, _Terminated) else 130

@@ -83,6 +83,12 @@ def predictions(exp: Experiment) -> dict[str, Prediction]:
                          "about -0.8 at M = 256-512 steepening to -1" + ("; deep: same rate at fixed depth" if deep else ""))
     rep0 = Prediction(-2.0, -1.0, 0.4, "network minus its linearization is second order in the weight change: "
                                        "M^-2 (bound: at least as steep as M^-1)")
+    if relu:
+        rep0 = Prediction(-2.0, -1.0, 0.4, "M^-2 for a smooth activation (second order in the weight change), at "
+                                           "least M^-1 (bound); relu is not smooth: neurons whose activation pattern "
+                                           "flips (a fraction ~ M^-1/2) add an error of first order in their own "
+                                           "weight change, which by a heuristic count gives a squared distance "
+                                           "between M^-1 and M^-1.5")
     repinf = Prediction(-1.0, None, 0.3, "Theta_0 fluctuates around Theta_inf by O(M^-1/2), so the squared distance "
                                           "to the Theta_inf model falls like M^-1 (widessl's derivation, not the paper's)")
     flat = Prediction(0.0, None, 0.1, "flat in M once M is large")

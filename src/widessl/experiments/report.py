@@ -149,9 +149,10 @@ def build_report(experiments: list[Experiment], all_fits: dict[str, list[dict]],
             lines.append(f"- {exp.name} ({exp.title}): **disagrees** with the theory in "
                          + ", ".join(sorted({f"panel {f['panel']} ({METRIC_LABELS[f['metric']]})" for f in bad})) + ".")
         elif close:
-            lines.append(f"- {exp.name} ({exp.title}): agrees in direction and size; "
-                         + ", ".join(sorted({f"panel {f['panel']}" for f in close}))
-                         + " sit(s) just outside the predicted value's interval for some N (see below).")
+            panels = sorted({f["panel"] for f in close})
+            lines.append(f"- {exp.name} ({exp.title}): close to the theory; in panel{'s' if len(panels) > 1 else ''} "
+                         + ", ".join(panels) + " the predicted slope lies just outside the 95% CI for some N, "
+                         "within the stated tolerance (see below).")
         else:
             lines.append(f"- {exp.name} ({exp.title}): all three panels agree with the theory.")
     lines.append("")

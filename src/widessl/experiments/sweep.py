@@ -422,6 +422,7 @@ def run_sweep(experiments: list[Experiment], out: str | os.PathLike, *, progress
                 store.append(record)
                 state["done"] = done_before + i + 1
                 eta.observe(cfg, record.get("wall_seconds"))
+                bar.set_postfix_str(f"{left - 1} left", refresh=False)
                 bar.update(1)
             bar.set_description_str("done ", refresh=False)
             bar.set_postfix_str("0 left")
