@@ -33,9 +33,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "patience": 20, "atol": 1e-3, "rotation_deg": 10.0, "shift_px": 2.0, "noise_std": 0.05,
         "source": "embedded",
     },
-    "width": {"n_pairs": 64, "widths": [128, 256, 512, 1024, 2048], "seeds": [0, 1, 2],
+    "width": {"n_pairs": 64, "widths": [128, 256, 512, 1024, 2048, 4096], "seeds": [0, 1, 2],
               "segment_points": 5, "lanczos_check": True},
-    "samples": {"sizes": [32, 64, 128, 256, 512], "seeds": [0, 1, 2], "heldout_images": 2000, "draws": 2,
+    "samples": {"sizes": [32, 64, 128, 256, 512, 1024], "seeds": [0, 1, 2], "heldout_images": 2000, "draws": 2,
                 "init_scale": 0.5, "delta": 0.05, "grid_start": 1.0, "grid_ratio": 1.1,
                 "network_widths": [512], "network_sizes": [32, 64, 128, 256]},
 }

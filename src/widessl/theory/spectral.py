@@ -77,35 +77,46 @@ def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, dtype=torch.float64
     the Krylov space is exhausted (then the Ritz values are exact)."""
     steps = min(check_positive_int("steps", steps), dim)
     q = _start(dim, dtype, device, seed)
-    Q = [q]
+    # Lanczos vectors as rows of one buffer (grown by doubling), so re-orthogonalization is two
+    # matrix-vector products instead of a Python loop over the vectors.
+    Q = torch.empty(min(steps, 16), dim, dtype=q.dtype, device=q.device)
+    Q[0] = q
     alphas: list[float] = []
     betas: list[float] = []
     prev = None
     converged = False
+    streak = 0
+    top = 0.0
     for j in range(steps):
-        w = matvec(Q[j])
+        with torch.no_grad():
+            w = matvec(Q[j]).detach()
         a = float(Q[j] @ w)
         alphas.append(a)
-        w = w - a * Q[j] - (betas[-1] * Q[j - 1] if j > 0 else 0.0)
-        for qi in Q:  # full re-orthogonalization (twice is enough)
-            w = w - (qi @ w) * qi
-        for qi in Q:
-            w = w - (qi @ w) * qi
+        basis = Q[: j + 1]
+        for _ in range(2):  # full re-orthogonalization, twice ("twice is enough")
+            w = w - basis.T @ (basis @ w)
         T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
         if betas:
             off = torch.tensor(betas, dtype=torch.float64)
             T = T + torch.diag(off, 1) + torch.diag(off, -1)
         ritz = torch.linalg.eigvalsh(T)
-        top = ritz[torch.argmax(ritz.abs())]
+        top = float(ritz[torch.argmax(ritz.abs())])
         b = float(w.norm())
-        scale = max(abs(float(top)), 1e-300)
+        scale = max(abs(top), 1e-300)
         if b <= 1e-14 * max(scale, math.sqrt(sum(x * x for x in alphas))):
+            converged = True   # invariant subspace: the Ritz values are exact
+            break
+        streak = streak + 1 if prev is not None and abs(abs(top) - abs(prev)) <= tol * scale else 0
+        if streak >= 2:
             converged = True
             break
-        if prev is not None and abs(abs(float(top)) - abs(prev)) <= tol * scale:
-            converged = True
+        prev = top
+        if j + 1 >= steps:
             break
-        prev = float(top)
         betas.append(b)
-        Q.append(w / b)
-    return SpectralEstimate(abs(float(top)), float(top), len(alphas), converged)
+        if j + 1 >= Q.shape[0]:
+            grown = torch.empty(min(2 * Q.shape[0], steps), dim, dtype=Q.dtype, device=Q.device)
+            grown[: Q.shape[0]] = Q
+            Q = grown
+        Q[j + 1] = w / b
+    return SpectralEstimate(abs(top), top, len(alphas), converged)

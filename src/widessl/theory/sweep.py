@@ -27,7 +27,7 @@ import torch
 
 from widessl._io import append_jsonl, read_jsonl
 from widessl.data import Augmentation, load_mnist, make_pairs, unit_normalize
-from widessl.errors import ConfigError
+from widessl.errors import ConfigError, DivergenceError
 from widessl.kernel import KernelModel, representation_distance
 from widessl.models import TwoLayerNet
 from widessl.theory.generalization import (
@@ -93,7 +93,7 @@ def width_point(prof: TheoryProfile, M: int, seed: int, dataset) -> dict[str, An
                            "param_distance_train": result.param_distance}
     if w["lanczos_check"]:
         value, (i, k) = hessian_norm(result.model_0, t["Z"], return_argmax=True)
-        est = hessian_spectral_norm(result.model_0, t["Z"][i], k, method="lanczos", steps=80, tol=1e-12)
+        est = hessian_spectral_norm(result.model_0, t["Z"][i], k, method="lanczos", steps=30, tol=1e-12)
         rec["hessian_norm_init_lanczos"] = est.norm
         rec["hessian_lanczos_rel_diff"] = abs(est.norm - value) / value
     rec["wall_seconds"] = time.perf_counter() - start
@@ -226,15 +226,28 @@ def run_theory(prof: TheoryProfile, out: str | Path, *, log: Log | None = _stder
     def emit(rec: dict) -> None:
         append_jsonl(path, rec)
         done.add(rec["key"])
-        what = {"width": f"M={rec.get('M')}", "kernel": f"N={rec['N']} kernel",
-                "network": f"N={rec['N']} M={rec.get('M')} network"}[rec["kind"]]
+        what = {"width": f"M={rec.get('M')}", "kernel": f"N={rec.get('N')} kernel",
+                "network": f"N={rec.get('N')} M={rec.get('M')} network"}[rec["kind"]]
+        if rec.get("diverged"):
+            log(f"  {what} seed={rec['seed']}: DIVERGED ({rec['error']})")
+            return
         log(f"  {what} seed={rec['seed']}: {rec['wall_seconds']:.1f}s (total {time.perf_counter() - start:.0f}s)")
+
+    def attempt(kind: str, key: str, point: dict, fn: Callable[[], dict]) -> None:
+        # A diverging run is recorded (and skipped on resume: it is deterministic) instead of
+        # ending the whole sweep; the report lists it and leaves it out of every fit.
+        try:
+            rec = fn()
+        except DivergenceError as exc:
+            rec = {"kind": kind, "key": key, **point, "diverged": True, "error": str(exc)}
+        emit(rec)
 
     if "width" in parts:
         todo = [(M, seed) for M in w["widths"] for seed in w["seeds"] if width_key(prof, M, seed) not in done]
         log(f"width sweep: N={w['n_pairs']}, M in {w['widths']}, seeds {w['seeds']} ({len(todo)} to run)")
         for M, seed in todo:
-            emit(width_point(prof, M, seed, dataset))
+            attempt("width", width_key(prof, M, seed), {"M": M, "N": w["n_pairs"], "seed": seed},
+                    lambda: width_point(prof, M, seed, dataset))
     if "samples" in parts:
         kernel = SphereKernel(c["activation"])
         kappa_bar = kernel.kappa_bar
@@ -249,8 +262,10 @@ def run_theory(prof: TheoryProfile, out: str | Path, *, log: Log | None = _stder
                     continue
                 data = _SampleData(prof, N, seed, dataset, kernel)
                 if want_k:
-                    emit(kernel_point(prof, data, seed, kappa_bar))
+                    attempt("kernel", kernel_key(prof, N, seed), {"N": N, "seed": seed},
+                            lambda: kernel_point(prof, data, seed, kappa_bar))
                 for M in want_n:
-                    emit(network_point(prof, data, M, seed, kappa_bar))
+                    attempt("network", network_key(prof, N, M, seed), {"N": N, "M": M, "seed": seed},
+                            lambda: network_point(prof, data, M, seed, kappa_bar))
     keys = set(planned_keys(prof))
     return [r for r in read_jsonl(path) if r.get("key") in keys]
