@@ -174,12 +174,22 @@ def test_sigint_exits_130_and_leaves_only_whole_records(tiny, tmp_path):
     ("width=64", "sweep.widths"),
     ("lr=-1", "lr"),
 ])
-def test_set_bad_key_is_a_one_line_error(item, fragment, tmp_path):
-    code, _, err = run_cli("reproduce", "fig1", "--set", item, "--out", str(tmp_path / "o"), "--dry-run", timeout=60)
+def test_set_bad_key_is_a_one_line_error(item, fragment, tmp_path, capsys):
+    from widessl.cli.main import main
+
+    code = main(["reproduce", "fig1", "--set", item, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and fragment in lines[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_unknown_key_from_the_command_line(tmp_path):
+    code, out, err = run_cli("reproduce", "all", "--set", "sweep.width=[64]", "--out", str(tmp_path / "o"), timeout=60)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == ("widessl reproduce: error: unknown key 'sweep.width' in --set; "
+                           "valid sweep keys: sweep.n_pairs, sweep.widths, sweep.seeds")
 
 
 def test_unknown_key_in_a_toml_file_is_named(tmp_path):
