@@ -350,6 +350,15 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
 
 
+def _terminal_columns() -> int:
+    """Width of the terminal on stderr; 0 when there is none or it reports no width (some
+    pseudo-terminals do, and tqdm then draws nothing)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 @dataclass
 class SweepOutcome:
     planned: int
@@ -397,8 +406,9 @@ def run_sweep(experiments: list[Experiment], out: str | os.PathLike, *, progress
                 eta.observe(r.config, rec.get("wall_seconds"))
         datasets: dict[tuple[str, str], Any] = {}
         failed = 0
+        cols = _terminal_columns()
         bar = tqdm(total=len(runs), initial=done_before, unit="run", disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0,
+                   dynamic_ncols=bool(cols), ncols=None if cols else 110, nrows=None if cols else 24, smoothing=0,
                    bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} runs done{postfix} [{elapsed}]")
         try:
             for i, r in enumerate(todo):
