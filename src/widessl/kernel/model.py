@@ -32,6 +32,16 @@ def apply_kernel(theta: Tensor, G: Tensor) -> Tensor:
     return (theta.permute(0, 2, 1, 3).reshape(n1 * K, n2 * K) @ G.reshape(n2 * K)).reshape(n1, K)
 
 
+def _kron_step_product(theta: Tensor, G: Tensor) -> Tensor:
+    """theta @ G for the Kronecker step (theta [n, n], G [n, K]), by the faster of two equal
+    formulas. On CPU in float32, MKL's GEMM for a [n, n] x [n, K] product with K ~ 10 runs far
+    below memory bandwidth (measured 10.7 ms at n = 2000, slower than K separate matrix-vector
+    products); the transposed product (G^T theta^T)^T takes 3.0 ms. Same sums up to rounding."""
+    if theta.device.type == "cpu" and theta.dtype == torch.float32 and G.shape[1] > 1:
+        return torch.mm(G.t().contiguous(), theta.t()).t()
+    return theta @ G
+
+
 class KernelModel:
     """Kernelized Barlow Twins on N positive pairs.
 
@@ -92,7 +102,10 @@ class KernelModel:
 
     def _step(self, G: Tensor) -> None:
         self.c -= self.lr * G
-        self.F -= self.lr * apply_kernel(self.theta, G)
+        if self.theta.ndim == 2:
+            self.F -= self.lr * _kron_step_product(self.theta, G)
+        else:
+            self.F -= self.lr * apply_kernel(self.theta, G)
         self.epoch += 1
 
     def step(self) -> float:
