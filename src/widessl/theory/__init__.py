@@ -50,28 +50,16 @@ from widessl.theory.ntk_bound import (
     ntk_change_bound_operator,
 )
 from widessl.theory.profile import TheoryProfile
+from widessl.theory.report import fit_loglog, write_report
 from widessl.theory.spectral import SpectralEstimate, lanczos, power_iteration
 from widessl.theory.sphere_kernel import SphereKernel
-
-
-def run_theory(*args, **kwargs):
-    """See :func:`widessl.theory.sweep.run_theory` (imported lazily)."""
-    from widessl.theory.sweep import run_theory as _run
-
-    return _run(*args, **kwargs)
-
-
-def write_report(*args, **kwargs):
-    """See :func:`widessl.theory.report.write_report` (imported lazily: matplotlib)."""
-    from widessl.theory.report import write_report as _write
-
-    return _write(*args, **kwargs)
+from widessl.theory.sweep import run_theory
 
 
 __all__ = [
     "GeneralizationBound", "NTKChangeBound", "PopulationLoss", "SpectralEstimate", "SphereKernel", "TheoryProfile",
     "bt_loss", "certified_segment_hessian_bound", "correlation_distance", "dense_hessian", "deviation_bound",
-    "entrywise_ntk_bound", "finite_width_bound", "generalization_bound", "generalization_terms", "gradient_bound",
+    "entrywise_ntk_bound", "finite_width_bound", "fit_loglog", "generalization_bound", "generalization_terms", "gradient_bound",
     "gradient_norms", "hessian_norm", "hessian_spectral_norm", "hessian_vector_product", "interpolate",
     "interval_sup", "lanczos", "measure_ntk_bound", "ntk_change_bound", "ntk_change_bound_operator",
     "param_distance", "population_bt_loss", "power_iteration", "rkhs_norm", "run_theory", "second_derivative",

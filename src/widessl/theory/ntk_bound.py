@@ -27,7 +27,7 @@ Theta_T - Theta_0 = dJ J_T^T + J_0 dJ^T with ||dJ||_F <= sqrt(nK) rho R, hence
 ("operator" form; never larger than the entrywise one since ||J_0||_op <= sqrt(nK) c_0).
 
 Which sup. rho is a sup over the segment. :func:`measure_ntk_bound` reports (i) the Hessian
-norm at theta_0 and theta_T, (ii) ``rho``: the max over ``segment_points`` equally spaced
+norm at theta_0 and theta_T, (ii) ``rho``: the max over ``segment_points`` (at least 2) equally spaced
 points of S (an estimate from below of the sup), used for ``ntk_change_bound``, and (iii) for a
 smooth-activation TwoLayerNet a certified rho (:func:`~widessl.theory.hessian.certified_segment_hessian_bound`),
 used for ``ntk_change_bound_certified``, a bound with no estimated sup in it.
@@ -157,11 +157,11 @@ def measure_ntk_bound(model_0: nn.Module, model_t: nn.Module, x, *, segment_poin
     n = x.shape[0]
     with torch.no_grad():
         K = model_0(x[:1]).shape[1]
-    ts = [0.0] if segment_points <= 1 else [i / (segment_points - 1) for i in range(segment_points)]
+    points = max(int(segment_points), 2)   # both ends at least
+    ts = [i / (points - 1) for i in range(points)]
     norms = {t: hessian_norm(model_0 if t == 0.0 else model_t if t == 1.0 else interpolate(model_0, model_t, t), x)
              for t in ts}
-    h_init = norms[0.0]
-    h_final = norms.get(1.0, hessian_norm(model_t, x))
+    h_init, h_final = norms[0.0], norms[1.0]
     rho = max(norms.values())
     certified = None
     if isinstance(model_0, TwoLayerNet) and model_0.activation.smooth and model_0.activation.name != "relu":
