@@ -7,8 +7,9 @@ Measured (float32, tanh, K = 10, d = 784, embedded MNIST):
 - one widessl training epoch against N (pairs) at M = 1024 and against M at N = 1000:
   theory N d M in the dense first-layer regime (2N >= d), exponents 1 and 1; and, for
   2N < d, the row-span regime whose cost is (2N)^2 M (exponent 2 in N).
-Exponents are least-squares slopes of log(time) on log(size) over each grid (with a
-standard error); a plot with the fitted and the theoretical lines goes to
+Times are the minimum over repeats (the run least disturbed by other processes; medians
+are in the JSON and fitted too). Exponents are least-squares slopes of log(time) on
+log(size) over each grid (with a standard error); a plot with the fitted and the theoretical lines goes to
 bench/results/scaling.png. Small sizes carry fixed overheads, so measured exponents fall
 below the theoretical ones at the bottom of a grid: the fit over the upper half is shown too.
 """
@@ -50,7 +51,8 @@ def fit(xs, ys) -> dict:
 def ntk_time(n, M, dev, reps):
     net = TwoLayerNet(D, M, K, "tanh", seed=0, dtype=torch.float32, device=dev)
     x = C.unit_inputs(n, D, dev)
-    return C.timeit(lambda: empirical_ntk(net, x), dev, repeats=reps, warmup=1)["median_s"]
+    t = C.timeit(lambda: empirical_ntk(net, x), dev, repeats=reps, warmup=1)
+    return t["min_s"], t["median_s"]
 
 
 def epoch_time(N, M, dev, epochs, pairs_cache):
@@ -65,16 +67,20 @@ def epoch_time(N, M, dev, epochs, pairs_cache):
         stamps.append(time.perf_counter())
 
     train(net, A, B, lr=0.5, max_epochs=epochs, convergence=NEVER, callback=cb)
-    return statistics.median([b - a for a, b in zip(stamps, stamps[1:])])
+    dt = [b - a for a, b in zip(stamps, stamps[1:])]
+    return min(dt), statistics.median(dt)
 
 
 def series(name, xs, fn, theory, note="") -> dict:
-    ts = []
+    ts, med = [], []
     for x in xs:
-        ts.append(fn(x))
-        print(f"  {name}: {x:5d} -> {ts[-1] * 1e3:9.2f} ms")
+        lo, mid = fn(x)
+        ts.append(lo)
+        med.append(mid)
+        print(f"  {name}: {x:5d} -> {ts[-1] * 1e3:9.2f} ms (median {mid * 1e3:.2f})")
     half = len(xs) // 2
-    out = {"name": name, "sizes": list(xs), "seconds": ts, "theory_exponent": theory, "fit_all": fit(xs, ts),
+    out = {"name": name, "sizes": list(xs), "seconds": ts, "seconds_median": med, "timing": "min over repeats",
+           "theory_exponent": theory, "fit_all": fit(xs, ts), "fit_all_medians": fit(xs, med),
            "fit_upper_half": fit(xs[half - 1 if len(xs) > 3 else 0:], ts[half - 1 if len(xs) > 3 else 0:]), "note": note}
     f = out["fit_all"]
     print(f"  {name}: exponent {f['exponent']:.2f} +- {f['stderr']:.2f} (upper half "
@@ -87,6 +93,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     ncols = 3
     nrows = math.ceil(len(results) / ncols)
@@ -102,6 +109,9 @@ def plot(results: list[dict], path: Path) -> None:
         th = r["theory_exponent"]
         ax.loglog(xs, ys[-1] * (xs / xs[-1]) ** th, "--", color="C3", label=f"theory: {th:g}")
         ax.set_title(r["name"], fontsize=9)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{int(v)}" for v in xs], fontsize=8)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(r["xlabel"])
         ax.set_ylabel("seconds")
         ax.legend(fontsize=8)
@@ -116,8 +126,8 @@ def plot(results: list[dict], path: Path) -> None:
 def run(args) -> dict:
     dev = args.device
     q = args.quick
-    reps = 2 if q else 3
-    ep = 3 if q else 4
+    reps = 2 if q else 4
+    ep = 3 if q else 5
     cache: dict = {}
     res = []
     print("NTK (closed form, full [n, n, K, K]):")
