@@ -75,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
             f"{n} runs, {done} already in {args.out}/runs.jsonl")
     est, left = estimate_seconds(experiments, records)
     if args.dry_run:
-        print(f"{left} runs left; estimated time on this project's 2-core CPU reference: ~{_fmt_eta(est)}")
+        print(f"{left} runs left; estimated ~{_fmt_eta(est)} at one thread on this project's 2-core reference machine (the progress bar refines it from measured runs)")
         return 0
     if not args.report_only:
         say(f"{left} runs to go, estimated ~{_fmt_eta(est)}; results in {args.out}/ (Ctrl-C stops; rerunning resumes)")

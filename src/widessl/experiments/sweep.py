@@ -312,15 +312,17 @@ def make_record(figure: str, cfg: RunConfig, result: dict[str, Any], *, status: 
             "status": status, "error": error, "widessl_version": __version__, **result}
 
 
-# Rough cost model for the ETA, calibrated on this project's 2-core machine and refined from the
-# wall times of runs already finished (per architecture).
-_COST0 = {"two_layer": 8.0 / (4096 * 64 ** 1.4), "deep": 22.0 / (1024 ** 1.5 * 64 ** 1.3 * 3)}
+# Cost model for the ETA and --dry-run: seconds ~ c[arch] * cost_weight(cfg), fitted to runs timed
+# with one thread on this project's 2-core machine (quick and paper profiles, within about 1.5x),
+# and recalibrated during a sweep from the wall times of the runs already finished.
+_COST0 = {"two_layer": 1.256e-6, "deep": 9.6e-9}
 
 
 def cost_weight(cfg: RunConfig) -> float:
     if cfg.arch == "deep":
-        return cfg.width ** 1.5 * cfg.n_pairs ** 1.3 * cfg.depth * (cfg.outputs / 5)
-    return cfg.width * cfg.n_pairs ** 1.4 * (cfg.outputs / 5) ** 1.5
+        return (cfg.n_pairs ** 1.7 * cfg.width * (cfg.width + 370) * cfg.depth / 3
+                * math.sqrt(cfg.outputs / 5 * (1 + cfg.n_heldout / cfg.n_pairs)))
+    return cfg.n_pairs ** 1.73 * (cfg.width + 530) * (cfg.outputs / 5) ** 1.5
 
 
 class _Eta:
