@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="FIGURE",
                    help="fig1, fig2, fig3, all, or the path of your own experiment TOML file")
     p.add_argument("--profile", default="quick",
-                   help="grid size: 'quick' (all three figures in about 15 min on 2 CPU cores) or 'paper' "
+                   help="grid size: 'quick' (all three figures in about 4 min on 2 CPU cores, measured) or 'paper' "
                         "(the full grid, for a GPU or a cluster; see docs/reproduce.md for its cost)")
     p.add_argument("--out", default="widessl_reproduce", metavar="DIR", help="results folder (created; resumed if it exists)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

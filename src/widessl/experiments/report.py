@@ -53,7 +53,7 @@ def figure_section(exp: Experiment, fits: list[dict], rows: list[dict], failed: 
              f"{cfg.dtype}; N in {exp.n_pairs}, M in {exp.widths}, seeds {exp.seeds}"
              + (f" (profile {exp.profile})" if exp.profile else "") + ".",
              f"Runs: {len(rows)} of {planned} finished" + (f", {len(failed)} failed (diverged)" if failed else "") + ".",
-             "", f"![{exp.name}]({image_prefix}{exp.name}.png)", ""]
+             ""] + ([f"![{exp.name}]({image_prefix}{exp.name}.png)", ""] if rows else [])
     lines += slope_table(fits)
     lines.append("")
     spread = epoch_spread(exp, rows)
