@@ -154,8 +154,8 @@ def run(args) -> dict:
     res.append(r)
     png = Path(args.out) / "scaling.png"
     plot(res, png)
-    summary = "; ".join(f"{r['name'].split(' (')[0]}: {r['fit_upper_half']['exponent']:.2f} (theory {r['theory_exponent']:g})"
-                        for r in res)
+    summary = "exponents (upper half of each grid): " + "; ".join(
+        f"{r['name'].split(' (')[0]} {r['fit_upper_half']['exponent']:.2f} (theory {r['theory_exponent']:g})" for r in res)
     return {
         "target": 6, "title": "Scaling of the NTK and of a training epoch with N and M",
         "goal": "fitted log-log exponents beside the theoretical ones (n^2 M K^2 for the NTK, N d M for an epoch)",
