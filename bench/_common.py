@@ -240,3 +240,11 @@ def jacobian_bytes(model: torch.nn.Module, n: int, K: int, dtype=torch.float32) 
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+
+def bench_main(name: str, doc: str, run: Callable[[argparse.Namespace], dict], argv=None) -> dict:
+    """The shared entry point of every benchmark script: parse the common flags, run, save JSON."""
+    args = parse_args(doc.splitlines()[1], argv)
+    res = run(args)
+    write_json(name, res, args.out)
+    return res

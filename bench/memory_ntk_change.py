@@ -121,10 +121,7 @@ def main(argv=None) -> dict:
         a = ap.parse_args(argv)
         print(json.dumps(worker(a.worker, a.n_pairs, a.M, a.device, a.epochs)))
         return {}
-    args = C.parse_args(__doc__.splitlines()[1], argv)
-    res = run(args)
-    C.write_json(NAME, res, args.out)
-    return res
+    return C.bench_main(NAME, __doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -165,10 +165,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = C.parse_args(__doc__.splitlines()[1], argv)
-    res = run(args)
-    C.write_json(NAME, res, args.out)
-    return res
+    return C.bench_main(NAME, __doc__, run, argv)
 
 
 if __name__ == "__main__":

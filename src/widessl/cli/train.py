@@ -8,6 +8,7 @@ import sys
 from widessl.experiments.config import ARCHS, RunConfig
 from widessl.losses import LOSSES
 from widessl.models.activations import ACTIVATIONS
+from widessl._format import format_value
 
 _D = RunConfig()
 
@@ -68,14 +69,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict(values)
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.4g}"
 
 
 def summary_table(cfg: RunConfig, r: dict) -> str:
@@ -96,7 +89,7 @@ def summary_table(cfg: RunConfig, r: dict) -> str:
     head = (f"widessl train: {cfg.arch} {cfg.activation}, N={cfg.n_pairs}, M={cfg.width}, K={cfg.outputs}"
             + (f", depth={cfg.depth}" if cfg.arch == "deep" else "") + f", lr={cfg.lr:g}, seed={cfg.seed}")
     w = max(len(k) for k, _ in rows)
-    lines = [head, "-" * (w + 14)] + [f"{k:<{w}}  {_fmt(v):>12}" for k, v in rows]
+    lines = [head, "-" * (w + 14)] + [f"{k:<{w}}  {format_value(v):>12}" for k, v in rows]
     return "\n".join(lines)
 
 

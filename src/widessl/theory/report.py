@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from widessl._io import atomic_write_text
+from widessl._format import format_value
 
 FIGURE_WIDTH = "theory_width"
 FIGURE_SAMPLES = "theory_samples"
@@ -198,19 +199,11 @@ def plot_samples(kernel: list[dict], network: list[dict], out: Path) -> list[Pat
     return paths
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    return f"{v:.4g}"
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
-    lines += ["| " + " | ".join(c if isinstance(c, str) else _fmt(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(c if isinstance(c, str) else format_value(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
