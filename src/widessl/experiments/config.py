@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from widessl._validation import (
@@ -73,6 +74,11 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> "RunConfig":
+        if not isinstance(self.source, str):
+            self.source = str(self.source)
+        if self.source.strip().lower() not in ("embedded", "mnist-embedded"):
+            # One spelling per data location, so the config hash does not depend on the cwd.
+            self.source = str(Path(self.source).expanduser().resolve())
         self.n_pairs = check_positive_int("n_pairs (N)", self.n_pairs)
         self.n_heldout = check_nonneg_int("n_heldout", self.n_heldout)
         for name in ("rotation_deg", "shift_px", "noise_std"):
