@@ -52,7 +52,7 @@ from widessl.theory.ntk_bound import (
 from widessl.theory.profile import TheoryProfile
 from widessl.theory.report import fit_loglog, write_report
 from widessl.theory.spectral import SpectralEstimate, lanczos, power_iteration
-from widessl.theory.sphere_kernel import SphereKernel
+from widessl.ntk.sphere import SphereKernel
 from widessl.theory.sweep import run_theory
 
 

@@ -40,7 +40,7 @@ from widessl.theory.generalization import (
 from widessl.theory.hessian import hessian_norm, hessian_spectral_norm
 from widessl.theory.ntk_bound import measure_ntk_bound
 from widessl.theory.profile import TheoryProfile
-from widessl.theory.sphere_kernel import SphereKernel
+from widessl.ntk.sphere import SphereKernel
 from widessl.train import ConvergenceRule, train
 
 RECORDS_FILE = "theory.jsonl"

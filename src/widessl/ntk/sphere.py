@@ -23,7 +23,7 @@ import torch
 from widessl._validation import as_inputs
 from widessl.errors import DataError
 from widessl.models.activations import Activation, get_activation
-from widessl.ntk import analytic_ntk
+from widessl.ntk.analytic import analytic_ntk
 
 Tensor = torch.Tensor
 
