@@ -110,10 +110,12 @@ def _two_layer_features(model: TwoLayerNet, x: Tensor) -> tuple[Tensor, Tensor]:
     return S, A
 
 
-def _flat_jacobian_fn(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], int]:
+def flat_jacobian_fn(model: nn.Module) -> tuple[Callable[[Tensor], Tensor], int]:
+    """``(jac, P)``: ``jac(x)`` is the per-example Jacobian [n, K, P] of ``model`` at its current
+    trainable parameters (torch.func vmap of jacrev), flattened over the P parameters."""
     params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
     if not params:
-        raise ConfigError("the model has no trainable parameters, so its NTK is zero")
+        raise ConfigError("the model has no trainable parameters (its gradients and NTK are zero)")
 
     def f_single(p, x):
         return functional_call(model, p, (x[None],))[0]
@@ -131,7 +133,7 @@ def jacobian_ntk(model: nn.Module, x1: Tensor, x2: Tensor, block_size: int = 64)
     """Generic NTK of any module mapping [n, d] -> [n, K]: per-example Jacobians by
     ``torch.func.vmap(jacrev)``, contracted over parameters. The Jacobians of x2 are kept
     (n2 * K * P numbers); those of x1 are made ``block_size`` rows at a time."""
-    flat, _ = _flat_jacobian_fn(model)
+    flat, _ = flat_jacobian_fn(model)
     J2 = [flat(x2[t:t + block_size]) for t in range(0, x2.shape[0], block_size)]
     rows = []
     for i, s in enumerate(range(0, x1.shape[0], block_size)):

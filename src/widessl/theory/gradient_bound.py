@@ -18,11 +18,11 @@ import math
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
 
 from widessl._validation import as_inputs, check_positive_int
 from widessl.errors import ConfigError
 from widessl.models.two_layer import TwoLayerNet
+from widessl.ntk.empirical import flat_jacobian_fn
 
 Tensor = torch.Tensor
 
@@ -43,19 +43,9 @@ def _two_layer_gradient_sqnorms(model: TwoLayerNet, x: Tensor, block_size: int) 
 
 
 def _generic_gradient_sqnorms(model: nn.Module, x: Tensor, block_size: int) -> Tensor:
-    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
-    if not params:
-        raise ConfigError("the model has no trainable parameters")
-
-    def f_single(p, a):
-        return functional_call(model, p, (a[None],))[0]
-
-    jac = vmap(jacrev(f_single), in_dims=(None, 0))
-    out = []
-    for s in range(0, x.shape[0], block_size):
-        J = jac(params, x[s:s + block_size])   # name -> [b, K, *shape]
-        out.append(sum((j.reshape(j.shape[0], j.shape[1], -1) ** 2).sum(-1) for j in J.values()).detach())
-    return torch.cat(out)
+    jac, _ = flat_jacobian_fn(model)
+    return torch.cat([(jac(x[s:s + block_size]) ** 2).sum(-1).detach()
+                      for s in range(0, x.shape[0], block_size)])
 
 
 def gradient_norms(model: nn.Module, x, *, method: str = "auto", block_size: int | None = None) -> Tensor:

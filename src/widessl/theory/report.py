@@ -19,6 +19,7 @@ import numpy as np
 
 from widessl._io import atomic_write_text
 from widessl._format import format_value
+from widessl.experiments.analysis import fit_slope
 
 FIGURE_WIDTH = "theory_width"
 FIGURE_SAMPLES = "theory_samples"
@@ -45,21 +46,17 @@ class Slope:
 
 
 def fit_loglog(x: Iterable[float], y: Iterable[float]) -> Slope:
-    """OLS slope of log y on log x with a 95% t-interval; points with y <= 0 or missing are dropped."""
-    from scipy import stats
-
+    """OLS slope of log y on log x with a 95% t-interval (the same fit as the reproduce sweep's,
+    :func:`widessl.experiments.analysis.fit_slope`); points with y <= 0 or missing are dropped."""
     pts = [(float(a), float(b)) for a, b in zip(x, y)
            if a is not None and b is not None and a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
-    n = len(pts)
-    if n < 2 or len({p[0] for p in pts}) < 2:
-        return Slope(float("nan"), float("nan"), float("nan"), n)
-    lx = np.log([p[0] for p in pts])
-    ly = np.log([p[1] for p in pts])
-    res = stats.linregress(lx, ly)
-    if n < 3:
-        return Slope(float(res.slope), float("nan"), float("nan"), n)
-    half = float(stats.t.ppf(0.975, n - 2)) * float(res.stderr)
-    return Slope(float(res.slope), float(res.slope) - half, float(res.slope) + half, n)
+    fit = fit_slope([p[0] for p in pts], [p[1] for p in pts])
+    nan = float("nan")
+
+    def value(key: str) -> float:
+        return nan if fit[key] is None else float(fit[key])
+
+    return Slope(value("slope"), value("ci_low"), value("ci_high"), fit["n"])
 
 
 def _group(records: list[dict], xkey: str, ykey: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
